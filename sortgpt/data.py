@@ -1,0 +1,142 @@
+"""The sorting task (minGPT's sort demo, the seed's dataset) and its LightningDataModule.
+
+A sequence of ``length`` digits from ``num_digits`` symbols is fed followed by its sorted version:
+``x = input + sorted[:-1]``, ``y = [-1] * (length - 1) + sorted``. Only the sorted half is learned.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+MAX_ENUMERABLE = 10_000_000  # largest input space ``enumerate`` will list
+_HASH_SEED = 0x2545F491  # fixed: the split must be the same in every process and on every machine
+_M32 = 0xFFFFFFFF
+
+
+def _mix32(h: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer finaliser (int64 tensors holding values < 2**32; no overflow)."""
+    h = ((h ^ (h >> 16)) * 0x045D9F3B) & _M32
+    h = ((h ^ (h >> 16)) * 0x045D9F3B) & _M32
+    return h ^ (h >> 16)
+
+
+def stable_hash(inputs: torch.Tensor) -> torch.Tensor:
+    """A deterministic 32-bit hash (int64 tensor of shape (B,)) of each row of ``inputs`` (B, L).
+
+    Unlike Python's ``hash()`` it is unsalted: the same in every process, on every machine.
+    """
+    h = torch.full((inputs.size(0),), _HASH_SEED, dtype=torch.long, device=inputs.device)
+    for i in range(inputs.size(1)):
+        h = _mix32(h ^ (inputs[:, i].long() + 1))
+    return h
+
+
+class SortTask:
+    """Sort ``length`` digits drawn from ``num_digits`` symbols; about ``test_fraction`` held out."""
+
+    SPLITS = ("train", "test")
+
+    def __init__(self, length: int = 6, num_digits: int = 3, test_fraction: float = 0.25) -> None:
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise ValueError(f"length must be an integer >= 1, got {length!r}")
+        if isinstance(num_digits, bool) or not isinstance(num_digits, int) or num_digits < 2:
+            raise ValueError(f"num_digits must be an integer >= 2, got {num_digits!r}")
+        if not isinstance(test_fraction, (int, float)) or not 0.0 < test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+        self.length = length
+        self.num_digits = num_digits
+        self.test_fraction = float(test_fraction)
+        self._threshold = int(round(self.test_fraction * 2**32))
+        if self.enumerable:
+            n_test = int(self.is_test(self._all()).sum())
+            if n_test == 0 or n_test == self.num_sequences:
+                empty = "test" if n_test == 0 else "train"
+                raise ValueError(
+                    f"the {empty} split is empty for length={length}, num_digits={num_digits}, "
+                    f"test_fraction={test_fraction}: choose a larger task or another test_fraction"
+                )
+
+    def __repr__(self) -> str:
+        return (f"SortTask(length={self.length}, num_digits={self.num_digits}, "
+                f"test_fraction={self.test_fraction})")
+
+    @property
+    def block_size(self) -> int:
+        """Tokens the model sees: the input and all but the last sorted token."""
+        return 2 * self.length - 1
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_digits
+
+    @property
+    def num_sequences(self) -> int:
+        return self.num_digits ** self.length
+
+    @property
+    def enumerable(self) -> bool:
+        return self.num_sequences <= MAX_ENUMERABLE
+
+    def encode(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (B, length) -> model input x and targets y, each (B, block_size)."""
+        inputs = inputs.long()
+        solution = inputs.sort(dim=1).values  # (B, L)
+        x = torch.cat([inputs, solution[:, :-1]], dim=1)  # (B, 2L-1)
+        ignore = torch.full((inputs.size(0), self.length - 1), -1, dtype=torch.long,
+                            device=inputs.device)
+        y = torch.cat([ignore, solution], dim=1)  # (B, 2L-1)
+        return x, y
+
+    def is_test(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Bool (B,): which input sequences belong to the held-out split (a stable hash)."""
+        return stable_hash(inputs) < self._threshold
+
+    def _split_mask(self, inputs: torch.Tensor, split: str) -> torch.Tensor:
+        if split not in self.SPLITS:
+            raise ValueError(f"split must be one of {self.SPLITS}, got {split!r}")
+        test = self.is_test(inputs)
+        return test if split == "test" else ~test
+
+    def _all(self) -> torch.Tensor:
+        idx = torch.arange(self.num_sequences, dtype=torch.long)  # (N,)
+        powers = self.num_digits ** torch.arange(self.length - 1, -1, -1, dtype=torch.long)  # (L,)
+        return (idx[:, None] // powers[None, :]) % self.num_digits  # (N, L), lexicographic order
+
+    def enumerate(self, split: str) -> torch.Tensor:
+        """Every input sequence (N, length) of ``split``, in lexicographic order."""
+        if not self.enumerable:
+            raise ValueError(
+                f"cannot list the {self.num_digits}**{self.length} = {self.num_sequences} input "
+                f"sequences (more than {MAX_ENUMERABLE}); use sample() instead"
+            )
+        everything = self._all()
+        return everything[self._split_mask(everything, split)]
+
+    def sample(self, n: int, split: str, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw ``n`` inputs (n, length) of ``split`` with minGPT's bias towards repeats.
+
+        Half the draws are redrawn when they hold more than ``length // 2`` distinct digits. Drawn a whole
+        batch at a time by rejection, on the generator's device.
+        """
+        if split not in self.SPLITS:
+            raise ValueError(f"split must be one of {self.SPLITS}, got {split!r}")
+        device = generator.device if generator is not None else torch.device("cpu")
+        kept: list[torch.Tensor] = []
+        have = 0
+        for _ in range(1000):
+            m = max(2 * (n - have), 64)
+            cand = torch.randint(self.num_digits, (m, self.length), generator=generator, device=device)
+            biased = torch.rand(m, generator=generator, device=device) < 0.5
+            distinct = (F.one_hot(cand, self.num_digits).sum(dim=1) > 0).sum(dim=1)  # (m,)
+            ok = self._split_mask(cand, split) & ~(biased & (distinct > self.length // 2))
+            good = cand[ok]
+            kept.append(good)
+            have += good.size(0)
+            if have >= n:
+                return torch.cat(kept)[:n]
+        raise RuntimeError(f"could not draw {n} sequences from the {split} split of {self}")
+
+    def solve(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The right answer (B, length): the inputs sorted."""
+        return inputs.long().sort(dim=1).values
