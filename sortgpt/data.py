@@ -6,9 +6,14 @@ A sequence of ``length`` digits from ``num_digits`` symbols is fed followed by i
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
+import lightning.pytorch as L
 import torch
 from torch.nn import functional as F
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
+SCORE_SPLITS = ("train", "test")  # the order of test_dataloader()'s loaders
 MAX_ENUMERABLE = 10_000_000  # largest input space ``enumerate`` will list
 _HASH_SEED = 0x2545F491  # fixed: the split must be the same in every process and on every machine
 _M32 = 0xFFFFFFFF
@@ -140,3 +145,78 @@ class SortTask:
     def solve(self, inputs: torch.Tensor) -> torch.Tensor:
         """The right answer (B, length): the inputs sorted."""
         return inputs.long().sort(dim=1).values
+
+
+class _TrainBatches(IterableDataset):
+    """Endless training batches, each drawn whole from the train split.
+
+    Batch ``i`` is drawn from a generator seeded with ``(seed, i)``, so resuming at step ``i`` continues
+    exactly where a run stopped, in any process.
+    """
+
+    def __init__(self, task: SortTask, batch_size: int, seed: int, start: Callable[[], int]) -> None:
+        self.task, self.batch_size, self.seed, self.start = task, batch_size, seed, start
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        step = self.start()
+        gen = torch.Generator()
+        while True:
+            gen.manual_seed(self.seed * 1_000_003 + step)
+            yield self.task.encode(self.task.sample(self.batch_size, "train", gen))
+            step += 1
+
+
+class SortDataModule(L.LightningDataModule):
+    """Batches for training (fresh, endless) and fixed, deterministic sets for validation and scoring.
+
+    Validation scores held-out sequences; ``test_dataloader`` returns one loader per split in
+    ``SCORE_SPLITS`` order (train, then test), as the seed scores both. With ``full_eval`` every
+    sequence of a split is scored exactly once instead of ``val_size``/``score_size`` draws.
+    """
+
+    def __init__(
+        self,
+        length: int = 6,
+        num_digits: int = 3,
+        test_fraction: float = 0.25,
+        batch_size: int = 64,
+        val_size: int = 5000,
+        score_size: int = 5000,
+        eval_batch_size: int = 1000,
+        full_eval: bool = False,
+        seed: int = 42,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        for name in ("batch_size", "val_size", "score_size", "eval_batch_size"):
+            value = getattr(self.hparams, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"data.{name} must be a positive integer, got {value!r}")
+        self.task = SortTask(length, num_digits, test_fraction)
+
+    def _eval_inputs(self, split: str, size: int, offset: int) -> torch.Tensor:
+        if self.hparams.full_eval:
+            return self.task.enumerate(split)
+        gen = torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + 999_000_000 + offset)
+        return self.task.sample(size, split, gen)
+
+    def eval_inputs(self, split: str) -> torch.Tensor:
+        """The fixed inputs (N, length) on which ``split`` is scored."""
+        return self._eval_inputs(split, self.hparams.score_size, SCORE_SPLITS.index(split) + 1)
+
+    def _loader(self, inputs: torch.Tensor) -> DataLoader:
+        return DataLoader(TensorDataset(inputs), batch_size=self.hparams.eval_batch_size, shuffle=False)
+
+    def train_dataloader(self) -> DataLoader:
+        def start() -> int:
+            trainer = self.trainer
+            return trainer.global_step * trainer.accumulate_grad_batches if trainer is not None else 0
+
+        data = _TrainBatches(self.task, self.hparams.batch_size, self.hparams.seed, start)
+        return DataLoader(data, batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._eval_inputs("test", self.hparams.val_size, 0))
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(self.eval_inputs(split)) for split in SCORE_SPLITS]

@@ -1,5 +1,54 @@
-"""Shared test set-up: CPU only, few threads, quiet logs."""
+"""Shared test set-up: CPU only, configs composed in-process (as lightning-hydra-template's tests do)."""
+
+from __future__ import annotations
 
 import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = str(ROOT / "configs")
+
+# a small model on the length-4 task: learns to sort every held-out sequence in a few hundred steps
+TINY = [
+    "data.length=4", "data.batch_size=64", "data.full_eval=true", "data.eval_batch_size=256",
+    "model.n_layer=2", "model.n_head=2", "model.d_model=48", "model.dropout=0.0",
+    "model.optimizer.lr=3e-3", "trainer.max_steps=400", "trainer.val_check_interval=100",
+    "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "~callbacks.rich_progress_bar",
+    "trainer.enable_model_summary=false",
+]
+
+
+def compose_cfg(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose ``configs/<config_name>`` with ``overrides``, writing under ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose(config_name=config_name, return_hydra_config=True, overrides=overrides)
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(output_dir)
+            cfg.hydra.job.num = 0
+            cfg.hydra.job.name = config_name.removesuffix(".yaml")
+        HydraConfig().set_config(cfg)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+            cfg.paths.log_dir = str(output_dir)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One real, short training of a small model through train(): shared by the tests that read it."""
+    from sortgpt.pipeline import train
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    cfg = compose_cfg("train.yaml", TINY, out)
+    metrics, objects = train(cfg)
+    return {"cfg": cfg, "metrics": metrics, "out": out, **objects}

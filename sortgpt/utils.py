@@ -1,0 +1,37 @@
+"""Small helpers for the entry points: the config tree, and instantiating lists of callbacks/loggers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import hydra
+import rich
+import rich.syntax
+import rich.tree
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+CONFIG_ORDER = ("data", "model", "callbacks", "logger", "trainer", "paths")
+
+
+def print_config_tree(cfg: DictConfig, order: Sequence[str] = CONFIG_ORDER) -> None:
+    """Print the resolved config as a rich tree (one branch per group) and record it in the log file."""
+    tree = rich.tree.Tree("CONFIG", style="dim", guide_style="dim")
+    keys = [k for k in order if k in cfg] + [k for k in cfg if k not in order and k != "hydra"]
+    for key in keys:
+        branch = tree.add(str(key), style="bold", guide_style="dim")
+        value = cfg[key]
+        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        branch.add(rich.syntax.Syntax(text, "yaml"))
+    rich.print(tree)
+    log.info("Configurations:\n%s", OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, keys), resolve=True))
+
+
+def instantiate_all(cfg: DictConfig | None) -> list:
+    """Instantiate every entry with a ``_target_`` of a config group such as ``callbacks`` or ``logger``."""
+    if not cfg:
+        return []
+    return [hydra.utils.instantiate(conf) for conf in cfg.values()
+            if isinstance(conf, DictConfig) and "_target_" in conf]

@@ -1,0 +1,31 @@
+"""Multiruns through the real command line: each job in its own folder with log, events, checkpoints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_two_job_multirun(tmp_path):
+    cmd = [
+        sys.executable, "train.py", "-m", "model.n_layer=1,2", "trainer.max_steps=50",
+        "trainer.val_check_interval=25", "data.length=4", "data.full_eval=true", "model.d_model=32",
+        "trainer.enable_progress_bar=false", "~callbacks.rich_progress_bar", f"paths.log_dir={tmp_path}",
+        "task_name=sweep",
+    ]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    sweeps = list((tmp_path / "sweep" / "multiruns").iterdir())
+    assert len(sweeps) == 1
+    jobs = sorted(p for p in sweeps[0].iterdir() if p.is_dir() and p.name.isdigit())
+    assert [j.name for j in jobs] == ["0", "1"]
+    for job, n_layer in zip(jobs, (1, 2), strict=True):
+        log = (job / "sweep.log").read_text()
+        assert f"n_layer: {n_layer}" in log  # the config is recorded
+        assert "number of parameters:" in log and "iter 0: train loss" in log
+        assert log.count("final score: ") == 2
+        assert list((job / "tensorboard").glob("events.out.tfevents.*"))
+        assert (job / "checkpoints" / "last.ckpt").is_file()
+        assert (job / ".hydra" / "overrides.yaml").is_file()
