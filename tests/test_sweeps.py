@@ -29,3 +29,27 @@ def test_two_job_multirun(tmp_path):
         assert list((job / "tensorboard").glob("events.out.tfevents.*"))
         assert (job / "checkpoints" / "last.ckpt").is_file()
         assert (job / ".hydra" / "overrides.yaml").is_file()
+
+
+def test_optuna_search_maximises_val_exact_match(tmp_path):
+    import importlib.util
+
+    import pytest
+    import yaml
+
+    if importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
+        pytest.skip("hydra-optuna-sweeper is not installed (optional extra: pip install -e '.[sweep]')")
+    cmd = [
+        sys.executable, "train.py", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=2", "trainer.max_steps=20", "trainer.val_check_interval=10",
+        "data.length=4", "trainer.enable_progress_bar=false", "~callbacks.rich_progress_bar",
+        f"paths.log_dir={tmp_path}",
+    ]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (sweep,) = (tmp_path / "train" / "multiruns").iterdir()
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert 0.0 <= result["best_value"] <= 1.0
+    assert "model.optimizer.lr" in result["best_params"]
+    jobs = [p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()]
+    assert len(jobs) == 2
