@@ -9,6 +9,7 @@ from typing import Any
 import hydra
 import lightning.pytorch as L
 import torch
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -38,6 +39,8 @@ def build_trainer(cfg: DictConfig, callbacks: list | None = None) -> L.Trainer:
     """The Trainer of ``cfg.trainer`` with the config's callbacks and loggers."""
     if callbacks is None:
         callbacks = instantiate_all(cfg.get("callbacks"))
+    if not cfg.trainer.get("enable_progress_bar", True):  # trainer.enable_progress_bar=false wins
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
     loggers = instantiate_all(cfg.get("logger"))
     return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
