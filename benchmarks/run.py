@@ -310,6 +310,10 @@ def _solveclock(max_seconds: float):
         def on_train_start(self, *args: Any) -> None:
             self._start = time.perf_counter()
 
+        def on_train_batch_start(self, *args: Any) -> None:
+            if self._start is None:  # the first batch after a validation (and its checkpoint saving)
+                self._start = time.perf_counter()
+
         def on_validation_start(self, trainer: L.Trainer, *args: Any) -> None:
             if self._start is not None:
                 self.elapsed += time.perf_counter() - self._start
@@ -325,7 +329,6 @@ def _solveclock(max_seconds: float):
                 trainer.should_stop = True
             elif self.elapsed > max_seconds:
                 trainer.should_stop = True
-            self._start = time.perf_counter()
 
     return SolveClock()
 
@@ -366,23 +369,26 @@ def time_to_solve(overrides: list[str], workdir: Path, max_seconds: float) -> di
 
 
 SOLVE_RUNS: dict[str, list[str]] = {
-    "seed reference": ["experiment=seed_reference", "trainer.val_check_interval=50"],
+    "seed reference": ["experiment=seed_reference"],
     "fast_cpu": ["experiment=fast_cpu"],
 }
+SOLVE_SEEDS = [42, 1, 2]
+CHECK_EVERY = 10  # steps between checks, the same for every run
 
 
-def bench_solve(runs: dict[str, list[str]] | None = None, seeds: dict[str, list[int]] | None = None,
-                max_seconds: float = 150.0) -> Section:
+def bench_solve(runs: dict[str, list[str]] | None = None, seeds: list[int] | None = None,
+                max_seconds: float = 60.0, check_every: int = CHECK_EVERY) -> Section:
     """Training seconds until every held-out sequence is sorted: seed reference vs ``fast_cpu``."""
     runs = runs or SOLVE_RUNS
-    seeds = seeds or {"seed reference": [42], "fast_cpu": [42, 1, 2]}
+    seeds = seeds or SOLVE_SEEDS
     rows, figures = [], {}
     for name, overrides in runs.items():
         solved_seconds = []
-        for seed in seeds.get(name, [42]):
+        for seed in seeds:
             note(f"solve: {name}, seed {seed}")
             with tempfile.TemporaryDirectory() as d:
-                res = time_to_solve([*overrides, f"seed={seed}"], Path(d), max_seconds)
+                res = time_to_solve([*overrides, f"seed={seed}", f"trainer.val_check_interval={check_every}"],
+                                    Path(d), max_seconds)
             kept = res["kept"]
             kept_txt = f"{kept[0]}/{kept[1]} (`{kept[2]}`)" if kept else "none"
             when = (f"{res['seconds']:.1f} s (step {res['step']})" if res["seconds"] is not None
@@ -391,12 +397,13 @@ def bench_solve(runs: dict[str, list[str]] | None = None, seeds: dict[str, list[
             solved_seconds.append(res["seconds"] if res["seconds"] is not None else float("inf"))
             if kept:
                 figures[f"kept_ok_{name}_{seed}"] = float(kept[0] == kept[1])
-        figures[f"solve_s_{name}"] = solved_seconds[0]  # the configured seed (42) is the first
         figures[f"solve_median_s_{name}"] = statistics.median(solved_seconds)
-    cmds = "; ".join(f"{k}: `python train.py {' '.join(v)} data.full_eval=true`" for k, v in runs.items())
-    md = ("Training wall time (validation excluded: the clock pauses while every held-out sequence is "
-          "decoded) until every held-out sequence is sorted exactly for the first time, checked at each "
-          f"validation; runs that have not solved it after {max_seconds:.0f} s of training stop there. "
+    cmds = "; ".join(f"{k}: `python train.py {' '.join(v)} data.full_eval=true "
+                     f"trainer.val_check_interval={check_every}`" for k, v in runs.items())
+    md = ("Training wall time (validation and checkpointing excluded: the clock pauses while every "
+          "held-out sequence is decoded) until every held-out sequence is sorted exactly for the first "
+          f"time, checked every {check_every} steps in every run; runs that have not solved it after "
+          f"{max_seconds:.0f} s of training stop there. "
           "The kept checkpoint (best `val/exact_match`, earliest on ties) is reloaded from its file and "
           f"re-scored on every held-out sequence. Runs: {cmds}.\n\n"
           + _table(["run", "seed", "first solved after", "ms/step (mean)", "kept checkpoint, held-out"],
@@ -424,7 +431,7 @@ def _decode_rate(fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tenso
     return inputs.size(0) / best, out
 
 
-def bench_decode(n: int = 5000, repeats: int = 3, **shape: int) -> Section:
+def bench_decode(n: int = 5000, repeats: int = 3, eval_batch: int = 1000, **shape: int) -> Section:
     """Greedy sorting of ``n`` held-out draws: KV cache at one large batch vs uncached batch 100."""
     from sortgpt.data import SortDataModule
 
@@ -439,6 +446,8 @@ def bench_decode(n: int = 5000, repeats: int = 3, **shape: int) -> Section:
             "`generate(use_cache=False)`, batch 100":
                 (lambda x, m=model: m.generate(x, 6, use_cache=False), 100),
             "`generate()` (KV cache), batch 100": (lambda x, m=model: m.generate(x, 6), 100),
+            f"`generate()` (KV cache), one batch of {min(n, eval_batch)} (`data.eval_batch_size`)":
+                (lambda x, m=model: m.generate(x, 6), min(n, eval_batch)),
             f"`generate()` (KV cache), one batch of {n}": (lambda x, m=model: m.generate(x, 6), n),
         }
         rates, outs = {}, []
@@ -451,8 +460,9 @@ def bench_decode(n: int = 5000, repeats: int = 3, **shape: int) -> Section:
         base = rates[next(iter(ways))]
         for label, rate in rates.items():
             rows.append([impl, label, f"{rate:,.0f}", f"{rate / base:.1f}x", "yes" if same else "NO"])
-        figures[f"decode_speedup_{impl}"] = rates[list(ways)[-1]] / base
-        figures[f"decode_rate_cached_{impl}"] = rates[list(ways)[-1]]
+        large = max(rates[k] for k in list(ways)[-2:])  # the better of the two large batches
+        figures[f"decode_speedup_{impl}"] = large / base
+        figures[f"decode_rate_cached_{impl}"] = large
     md = (f"Greedy sorting of the {n:,} held-out draws of the final score (seed model shape, 4 layers, "
           f"d_model 128; speed does not depend on the weights), `torch.inference_mode`, best of {repeats}."
           "\n\n" + _table(["attn_impl", "way", "sequences/s", "x seed's way", "same tokens"], rows))
@@ -472,6 +482,18 @@ def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / best
 
 
+def linear_rate(rows: int = SEED_BATCH * 11, d_in: int = 128, d_out: int = 512, repeats: int = 50) -> float:
+    """FLOP/s of one ``F.linear`` at the training step's own shape (its MLP: 704 x 128 -> 512)."""
+    x, w = torch.randn(rows, d_in), torch.randn(d_out, d_in)
+    torch.nn.functional.linear(x, w)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.nn.functional.linear(x, w)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * rows * d_in * d_out / best
+
+
 def step_flops(n_params: int, n_layer: int, d_model: int, batch: int, block: int) -> float:
     """FLOPs of one training step: 6 * params * tokens + attention's 12 * n_layer * d_model * T per token."""
     tokens = batch * block
@@ -485,16 +507,17 @@ def bench_efficiency(steps: int = 120, rounds: int = 2, warmup: int = 15, mm_siz
     flops = step_flops(n_params, 4, 128, SEED_BATCH, 11)
     seed_cfg = compose([], Path(tempfile.gettempdir()))
     impl = str(seed_cfg.model.attn_impl)
-    peaks, peaks1, lit, plain = [], [], [], []
+    peaks, peaks1, shaped, lit, plain = [], [], [], [], []
     for r in range(rounds):
         note(f"efficiency: round {r + 1}/{rounds}")
         peaks.append(matmul_peak(mm_size))
+        shaped.append(linear_rate())
         with num_threads(1):
             peaks1.append(matmul_peak(mm_size))
         with tempfile.TemporaryDirectory() as d:
             lit += lightning_steps([], steps, Path(d))[warmup:]
         plain += plain_steps(steps, impl)[warmup:]
-    peak, peak1 = max(peaks), max(peaks1)
+    peak, peak1, shape_rate = max(peaks), max(peaks1), max(shaped)
     rows = []
     for label, times in ((f"Lightning `Trainer.fit`, seed config ({impl})", lit),
                          (f"plain loop, same model ({impl})", plain)):
@@ -505,9 +528,12 @@ def bench_efficiency(steps: int = 120, rounds: int = 2, warmup: int = 15, mm_siz
     md = (f"One step = {flops / 1e9:.2f} GFLOP (6 x {n_params:,} params x {SEED_BATCH * 11} tokens + "
           f"attention 12 x 4 layers x 128 x 11 per token). fp32 matmul peak (`torch.mm` {mm_size}^2, best of "
           f"5, measured in each round): {peak / 1e9:.1f} GFLOP/s with {torch.get_num_threads()} threads, "
-          f"{peak1 / 1e9:.1f} GFLOP/s with 1 thread.\n\n"
+          f"{peak1 / 1e9:.1f} GFLOP/s with 1 thread. A matmul at the step's own MLP shape "
+          f"(704 x 128 -> 512, the largest it has) alone reaches {shape_rate / 1e9:.1f} GFLOP/s "
+          f"({100 * shape_rate / peak:.0f}% of that peak).\n\n"
           + _table(["step", "ms/step", "GFLOP/s", "of fp32 matmul peak"], rows))
     return Section("efficiency", md, {"peak_gflops": peak / 1e9, "peak1_gflops": peak1 / 1e9,
+                                      "shape_gflops": shape_rate / 1e9,
                                       "lightning_peak_fraction": lit_frac})
 
 
@@ -584,12 +610,12 @@ def judge(figures: dict[str, float]) -> str:
             f("lightning_peak_fraction") >= 0.5)
     for impl in ("manual", "sdpa"):
         if f(f"decode_speedup_{impl}") is not None:
-            add(f"greedy decoding >= 6x the uncached batch-100 way ({impl})",
+            add(f"greedy decoding, KV cache at one large batch, >= 6x the uncached batch-100 way ({impl})",
                 f"{f(f'decode_speedup_{impl}'):.1f}x", f(f"decode_speedup_{impl}") >= 6)
-    ref, fast = f("solve_s_seed reference"), f("solve_s_fast_cpu")
+    ref, fast = f("solve_median_s_seed reference"), f("solve_median_s_fast_cpu")
     if ref is not None and fast is not None:
         ratio = fast / ref if ref != float("inf") else 0.0
-        add("fast_cpu time to solve <= 1/4 of the seed reference's (seed 42)",
+        add("fast_cpu time to solve <= 1/4 of the seed reference's (median over seeds)",
             f"{fast:.1f} s vs {ref:.1f} s = {ratio:.2f}", ratio <= 0.25)
         kept = [v for k, v in figures.items() if k.startswith("kept_ok_fast_cpu")]
         add("fast_cpu kept checkpoint sorts every held-out sequence", f"{int(sum(kept))}/{len(kept)} runs",
