@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import platform
 import re
@@ -212,10 +213,20 @@ class SeedStyleDataset(Dataset):
         return x[0], y[0]  # (block_size,) each
 
 
+class SeedGELU(torch.nn.Module):
+    """The seed's GELU: the tanh formula differentiated by autograd (no hand-written backward)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
 def seed_style_steps(steps: int, batch_size: int = SEED_BATCH, seed: int = 42) -> list[float]:
-    """The seed-style baseline: per-sample Dataset + DataLoader, manual attention, dropout 0.1."""
+    """The seed-style baseline: per-sample Dataset + DataLoader, the seed's model code path (manual
+    attention, autograd GELU), dropout 0.1."""
     torch.manual_seed(seed)
     model = _seed_gpt("manual")
+    for block in model.transformer.h:
+        block.mlp.gelu = SeedGELU()
     loader = DataLoader(SeedStyleDataset(seed=seed), batch_size=batch_size, shuffle=False,
                         num_workers=0)
     return _loop(model, iter(loader), steps, SEED_LR)
@@ -266,7 +277,8 @@ def bench_step(steps: int = 150, rounds: int = 2, warmup: int = 15, variants: bo
         "lightning": f"`Trainer.fit`, seed config (`python train.py`: attn_impl={impl}, precision "
                      f"{precision}, callbacks + TensorBoard logger, progress bar off)",
         "plain": f"plain PyTorch loop, same `GPT` ({impl}), same batch stream, same AdamW + clipping",
-        "seed_style": "seed-style loop: per-sample `Dataset` + `DataLoader`, manual attention",
+        "seed_style": "seed-style loop: per-sample `Dataset` + `DataLoader`, the seed's model code "
+                      "(manual attention, GELU through autograd)",
         "plain_manual": "plain loop, attn_impl=manual",
         "plain_sdpa": "plain loop, attn_impl=sdpa",
         "plain_1thread": f"plain loop ({impl}), `torch.set_num_threads(1)`",
