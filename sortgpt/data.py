@@ -154,12 +154,14 @@ class _TrainBatches(IterableDataset):
     exactly where a run stopped, in any process.
     """
 
-    def __init__(self, task: SortTask, batch_size: int, seed: int, start: Callable[[], int]) -> None:
+    def __init__(self, task: SortTask, batch_size: int, seed: int, start: Callable[[], int],
+                 device: torch.device | str = "cpu") -> None:
         self.task, self.batch_size, self.seed, self.start = task, batch_size, seed, start
+        self.device = torch.device(device)  # batches are drawn where they are trained on
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         step = self.start()
-        gen = torch.Generator()
+        gen = torch.Generator(device=self.device)
         while True:
             gen.manual_seed(self.seed * 1_000_003 + step)
             yield self.task.encode(self.task.sample(self.batch_size, "train", gen))
@@ -212,7 +214,11 @@ class SortDataModule(L.LightningDataModule):
             trainer = self.trainer
             return trainer.global_step * trainer.accumulate_grad_batches if trainer is not None else 0
 
-        data = _TrainBatches(self.task, self.hparams.batch_size, self.hparams.seed, start)
+        # on a GPU the batches are drawn there (no host-to-device copy per step); the stream of a CUDA
+        # generator differs from the CPU one, so a run resumes exactly on the same kind of device
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        device = device if device.type == "cuda" else torch.device("cpu")
+        data = _TrainBatches(self.task, self.hparams.batch_size, self.hparams.seed, start, device)
         return DataLoader(data, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:

@@ -205,3 +205,30 @@ def test_small_gpt_learns_to_sort_length_4():
     out = model.generate(held_out, task.length)[:, task.length:]
     correct = (out == task.solve(held_out)).all(dim=1)
     assert correct.all(), f"{int(correct.sum())}/{len(held_out)} held-out sequences sorted"
+
+
+def test_gelu_hand_written_backward_matches_autograd():
+    x = torch.linspace(-8, 8, 401, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(GELU(), (x[::20].detach().clone().requires_grad_(),))
+    (grad,) = torch.autograd.grad(GELU()(x).sum(), x)
+    ref_x = x.detach().clone().requires_grad_()
+    (ref,) = torch.autograd.grad(F.gelu(ref_x, approximate="tanh").sum(), ref_x)
+    torch.testing.assert_close(grad, ref, atol=1e-10, rtol=0)
+    with torch.no_grad():  # the no-grad path is the same formula
+        torch.testing.assert_close(GELU()(x), F.gelu(x, approximate="tanh"), atol=1e-12, rtol=0)
+
+
+def test_sdpa_equals_manual_in_training():
+    """Loss and every gradient agree between the attention paths (dropout off), as training uses them."""
+    task = SortTask()
+    x, y = task.encode(task.sample(32, "train", torch.Generator().manual_seed(0)))
+    grads = {}
+    for impl in ("manual", "sdpa"):
+        torch.manual_seed(0)
+        model = GPT(seed_config(attn_impl=impl, dropout=0.0)).train()
+        _, loss = model(x, y)
+        loss.backward()
+        grads[impl] = (loss.detach(), {k: p.grad for k, p in model.named_parameters()})
+    torch.testing.assert_close(grads["sdpa"][0], grads["manual"][0], atol=1e-5, rtol=1e-5)
+    for k, g in grads["manual"][1].items():
+        torch.testing.assert_close(grads["sdpa"][1][k], g, atol=1e-5, rtol=1e-4)
