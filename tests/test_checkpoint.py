@@ -1,4 +1,4 @@
-"""Safe checkpoints: bad files get a clear error naming them, loading never runs code, saving never breaks one."""
+"""Safe checkpoints: bad files get a clear error naming them; loading never runs code; saving is atomic."""
 
 from __future__ import annotations
 
@@ -104,7 +104,8 @@ def test_eval_refuses_another_task_shape(good, tmp_path):
 
 def test_resume_refuses_another_model_shape(good, tmp_path):
     cfg = compose_cfg("train.yaml", TINY + ["model.d_model=64", f"ckpt_path={good}"], tmp_path)
-    with pytest.raises(CheckpointError, match=r"model.d_model=64 disagrees .*\nTo use it, set: model.d_model=48"):
+    wanted = r"model.d_model=64 disagrees .*\nTo use it, set: model.d_model=48"
+    with pytest.raises(CheckpointError, match=wanted):
         train(cfg)
     assert not (tmp_path / "checkpoints").exists()  # refused before anything was built
 
@@ -146,7 +147,8 @@ def test_latest_is_the_newest_last_ckpt(tmp_path):
         f = runs / name / "checkpoints" / "last.ckpt"
         f.write_bytes(b"x")
         os.utime(f, (time.time() + i, time.time() + i))
-    assert resolve_ckpt_path("latest", runs) == str(runs / "2026-01-01_00-00-00" / "checkpoints" / "last.ckpt")
+    newest = runs / "2026-01-01_00-00-00" / "checkpoints" / "last.ckpt"
+    assert resolve_ckpt_path("latest", runs) == str(newest)
     assert resolve_ckpt_path(runs / "2026-01-02_00-00-00", runs).endswith("00-00-00/checkpoints/last.ckpt")
     assert resolve_ckpt_path(None, runs) is None
 

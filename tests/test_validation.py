@@ -1,4 +1,4 @@
-"""Config validation: every bad value is refused before anything is built, with the key and the value named."""
+"""Config validation: each bad value is refused before anything is built, naming the key and the value."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ BAD = [
     (["data.test_fraction=0"], "data.test_fraction must be in (0, 1)"),
     (["data.test_fraction=1.5"], "data.test_fraction must be in (0, 1)"),
     (["data.length=1", "data.num_digits=2"], "data.test_fraction=0.25: the"),  # 2 sequences: a split is empty
-    (["trainer.precision=16-mixed", "trainer.accelerator=cpu"], "trainer.precision=16-mixed cannot run on the CPU"),
+    (["trainer.precision=16-mixed", "trainer.accelerator=cpu"],
+     "trainer.precision=16-mixed cannot run on the CPU"),
     (["trainer.precision=8"], "trainer.precision=8 is not one of Lightning's values"),
     (["trainer.accelerator=gpu"], "trainer.accelerator=gpu but no GPU is visible"),
     (["model.attn_impl=flash"], "model.attn_impl must be 'manual' or 'sdpa', got 'flash'"),
@@ -52,7 +53,8 @@ def test_bad_value_is_named(overrides, message, tmp_path):
 
 @pytest.mark.parametrize("overrides", [
     [], ["experiment=fast_cpu"], ["trainer.precision=bf16-mixed", "trainer.accelerator=cpu"],
-    ["trainer.precision=32"], ["debug=fast_dev_run"], ["debug=overfit"], ["data.length=12", "data.num_digits=10"],
+    ["trainer.precision=32"], ["debug=fast_dev_run"], ["debug=overfit"],
+    ["data.length=12", "data.num_digits=10"],
 ])
 def test_good_configs_pass(overrides, tmp_path):
     validate_config(compose_cfg("train.yaml", overrides, tmp_path))
