@@ -11,9 +11,13 @@ os.environ.setdefault("SORTGPT_ROOT", str(Path(__file__).resolve().parent))
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval.yaml")
 def main(cfg: DictConfig) -> float | None:
-    from sortgpt.pipeline import evaluate
+    from sortgpt.validation import exit_on_user_error, validate_config
 
-    metrics, _ = evaluate(cfg)
+    with exit_on_user_error():  # a bad value or file: a short message and exit status 1, no traceback
+        validate_config(cfg)  # before the slow imports: a typo fails in seconds
+        from sortgpt.pipeline import evaluate  # imported here so that --help and --cfg stay fast
+
+        metrics, _ = evaluate(cfg)
     return metrics.get("test/exact_match")
 
 

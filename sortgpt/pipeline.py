@@ -13,10 +13,12 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from sortgpt.checkpoint import check_compatible, load_checkpoint, resolve_ckpt_path
 from sortgpt.data import SCORE_SPLITS, SortDataModule
 from sortgpt.metrics import format_score
 from sortgpt.module import SortGPTModule
 from sortgpt.utils import instantiate_all, print_config_tree
+from sortgpt.validation import ConfigError, validate_config
 
 log = logging.getLogger("sortgpt")
 
@@ -24,6 +26,9 @@ log = logging.getLogger("sortgpt")
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*on_epoch=True.*")
 warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
+# resuming mid-"epoch" is exact here: the data stream restarts at the restored global step (data.py)
+warnings.filterwarnings("ignore", ".*resuming from a checkpoint that ended before the epoch ended.*")
+warnings.filterwarnings("ignore", ".*The dirpath has changed from.*")  # a resumed run writes a new folder
 
 
 def _single_console_log() -> None:
@@ -88,6 +93,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     The returned dict holds ``val/exact_match`` (best during training), ``train/exact_match`` and
     ``test/exact_match`` (final scores); the sweepers optimise ``cfg.optimized_metric`` of it.
     """
+    validate_config(cfg)  # before anything is built or printed: a typo costs no time
+    ckpt_path = _resume_checkpoint(cfg)
     _single_console_log()
     print_config_tree(cfg)
     if cfg.get("seed") is not None:
@@ -104,9 +111,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     log.info("number of parameters: %.2fM", model.model.num_parameters() / 1e6)
     log.info("running on device %s", trainer.strategy.root_device)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
 
-    ckpt_cb = trainer.checkpoint_callback
+    # the callback that keeps the best checkpoint (the other one keeps last.ckpt)
+    ckpt_cb = next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)),
+                   trainer.checkpoint_callback)
     best_path = getattr(ckpt_cb, "best_model_path", "") or None
     val_best = getattr(ckpt_cb, "best_model_score", None)
     if val_best is None:
@@ -124,29 +133,48 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                      "best_model_path": best_path}
 
 
+def _runs_dir(cfg: DictConfig, task_name: str) -> str:
+    return f"{cfg.paths.log_dir}/{task_name}/runs"
+
+
+def _resume_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint ``train`` resumes from (``ckpt_path``; ``latest`` = this task's newest last.ckpt).
+
+    The file is loaded and checked against the config here, before anything is built, so a bad file or a
+    config of another task or model shape fails at once with a short message.
+    """
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), _runs_dir(cfg, cfg.get("task_name", "train")))
+    if ckpt_path is None:
+        return None
+    checkpoint = load_checkpoint(ckpt_path)
+    check_compatible(checkpoint, ckpt_path, cfg)
+    step, max_steps = int(checkpoint.get("global_step", 0)), cfg.trainer.get("max_steps")
+    log.info("Resuming %s at step %d, to trainer.max_steps=%s", ckpt_path, step, max_steps)
+    if isinstance(max_steps, int) and step >= max_steps:
+        log.warning("the checkpoint is already at step %d >= trainer.max_steps=%d: nothing left to train "
+                    "(raise trainer.max_steps to train further)", step, max_steps)
+    return ckpt_path
+
+
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Re-score the checkpoint ``cfg.ckpt_path`` on both splits; task and model come from the checkpoint."""
-    ckpt_path = cfg.get("ckpt_path")
-    if not ckpt_path:
-        raise ValueError("ckpt_path is required: python eval.py ckpt_path=outputs/.../checkpoints/last.ckpt")
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
+        raise ConfigError("ckpt_path is required: python eval.py ckpt_path=outputs/.../checkpoints/last.ckpt")
+    validate_config(cfg)
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, _runs_dir(cfg, "train"))
+    checkpoint = load_checkpoint(ckpt_path)
+    check_compatible(checkpoint, ckpt_path, cfg)
     _single_console_log()
     print_config_tree(cfg)
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    model = SortGPTModule.load_from_checkpoint(ckpt_path, map_location="cpu")
+    model = SortGPTModule.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
 
     data_kwargs = dict(checkpoint.get("datamodule_hyper_parameters") or {})
     task_keys = ("length", "num_digits", "test_fraction")
     for key in task_keys:
         data_kwargs[key] = model.hparams[key]
     for key, value in (cfg.get("data") or {}).items():
-        if value is None or key == "_target_":
-            continue
-        if key in task_keys and value != data_kwargs[key]:
-            raise ValueError(
-                f"data.{key}={value} disagrees with the checkpoint, which was trained with "
-                f"{key}={data_kwargs[key]}"
-            )
-        data_kwargs[key] = value
+        if value is not None and key != "_target_":
+            data_kwargs[key] = value
     datamodule = SortDataModule(**data_kwargs)
     log.info("number of parameters: %.2fM", model.model.num_parameters() / 1e6)
     trainer = build_trainer(cfg, callbacks=[])
