@@ -12,7 +12,9 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from sortgpt import analysis
 from sortgpt.data import SCORE_SPLITS, SortDataModule
+from sortgpt.ddp import check_launch, quiet_other_ranks
 from sortgpt.metrics import format_score
 from sortgpt.module import SortGPTModule
 from sortgpt.utils import instantiate_all, print_config_tree
@@ -85,7 +87,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     The returned dict holds ``val/exact_match`` (best during training), ``train/exact_match`` and
     ``test/exact_match`` (final scores); the sweepers optimise ``cfg.optimized_metric`` of it.
     """
+    check_launch(cfg)
     _single_console_log()
+    quiet_other_ranks()
     print_config_tree(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -127,6 +131,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if not ckpt_path:
         raise ValueError("ckpt_path is required: python eval.py ckpt_path=outputs/.../checkpoints/last.ckpt")
     _single_console_log()
+    quiet_other_ranks()
     print_config_tree(cfg)
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     model = SortGPTModule.load_from_checkpoint(ckpt_path, map_location="cpu")
@@ -149,6 +154,9 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     trainer = build_trainer(cfg, callbacks=[])
     scores = score(trainer, model, datamodule)
     demo(model, datamodule)
+    if trainer.is_global_zero:  # per position, by distinct digits, by family; PNG + TensorBoard
+        analysis.report(model, datamodule.task, trainer.default_root_dir, trainer.loggers,
+                        batch_size=datamodule.hparams.eval_batch_size)
     metrics = {f"{split}/exact_match": a / b for split, (a, b) in scores.items() if b}
     log.info("scores: %s", OmegaConf.to_yaml(OmegaConf.create(metrics)).strip().replace("\n", ", "))
     return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}
