@@ -1,6 +1,10 @@
-"""Re-score a checkpoint: ``python eval.py ckpt_path=PATH`` (Hydra main on configs/eval.yaml)."""
+"""Re-score a checkpoint: ``python eval.py ckpt_path=PATH`` (Hydra main on configs/eval.yaml).
+
+``python eval.py ckpt_path=PATH sort="2 0 1 1 0 2"`` sorts one given sequence instead.
+"""
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -11,6 +15,16 @@ os.environ.setdefault("SORTGPT_ROOT", str(Path(__file__).resolve().parent))
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval.yaml")
 def main(cfg: DictConfig) -> float | None:
+    if cfg.get("sort") is not None:
+        from sortgpt.sorting import SequenceError, sort_command
+
+        try:
+            sort_command(cfg)
+        except SequenceError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        return None
+
     from sortgpt.pipeline import evaluate
 
     metrics, _ = evaluate(cfg)
