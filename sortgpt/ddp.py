@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, TensorDataset
+
+# the final scores are logged as values SortExactMatch has already summed over ranks: nothing to sync
+warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed setting.*")
 
 MULTIRUN_DDP_MESSAGE = (
     "trainer.strategy={strategy} with trainer.devices={devices} cannot run inside a Hydra multirun on "

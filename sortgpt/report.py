@@ -110,10 +110,13 @@ def read_job(job: Path) -> JobRow:
     )
 
 
-def _sort_key(metric: str, row: JobRow, sign: float) -> tuple[bool, float]:
+def _sort_key(metric: str, row: JobRow, sign: float) -> tuple:
+    """Best first by the metric; on ties, fewer steps to 100% held-out, then less wall time."""
     value = {"val/exact_match": row.best_val_exact_match, "test/exact_match": row.test_exact_match,
              }.get(metric, row.best_val_exact_match)
-    return (value is None, sign * (value or 0.0))
+    steps = row.steps_to_100 if row.steps_to_100 is not None else float("inf")
+    wall = row.wall_s if row.wall_s is not None else float("inf")
+    return (value is None, sign * (value or 0.0), steps, wall)
 
 
 def read_sweep(folder: str | Path) -> tuple[list[JobRow], str]:
@@ -145,11 +148,20 @@ def _fmt(value: object) -> str:
 
 
 def to_markdown(rows: list[JobRow], metric: str) -> str:
-    """A markdown table of ``rows`` under a line naming the metric they are sorted by."""
-    lines = [f"Sorted by {metric} (best first).", "", "| " + " | ".join(COLUMNS) + " |",
-             "|" + "---|" * len(COLUMNS)]
-    for r in rows:
-        lines.append("| " + " | ".join(_fmt(v) for v in asdict(r).values()) + " |")
+    """A markdown table of ``rows`` under a line naming the metric they are sorted by.
+
+    Overrides shared by every job are listed once above the table; the column keeps those that differ.
+    """
+    per_job = [r.overrides.split() for r in rows]
+    common = [o for o in per_job[0] if all(o in job for job in per_job)] if len(rows) > 1 else []
+    lines = [f"Sorted by {metric} (best first)."]
+    if common:
+        lines.append(f"Overrides of every job: {' '.join(common)}")
+    lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r, job in zip(rows, per_job, strict=True):
+        values = asdict(r)
+        values["overrides"] = " ".join(o for o in job if o not in common)
+        lines.append("| " + " | ".join(_fmt(v) for v in values.values()) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -23,8 +23,11 @@ def test_report_has_one_row_per_job_sorted_by_the_optimised_metric(two_job_multi
     assert {r.overrides.split("model.n_layer=")[1].split()[0] for r in rows} == {"1", "2"}
     best = [r.best_val_exact_match for r in rows]
     assert best == sorted(best, reverse=True)
+    ties = [(r.best_val_exact_match, r.steps_to_100 or 10**9) for r in rows]
+    assert ties == sorted(ties, key=lambda t: (-t[0], t[1]))
+    assert "Overrides of every job: " in printed and "trainer.max_steps=60" in printed
     for r in rows:
-        assert f"| {r.job} | {r.overrides} |" in printed
+        assert f"| {r.job} | model.n_layer=" in printed
         assert 0.0 <= r.val_exact_match <= r.best_val_exact_match <= 1.0
         assert 0.0 <= r.test_exact_match <= 1.0
         assert r.wall_s is not None and r.wall_s >= 0
