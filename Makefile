@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,sweep]"
+	$(PY) -m pip install -q -e ".[dev,sweep,cluster]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,15 +1,17 @@
-"""Lightning callbacks of the project: the seed's periodic training-loss log line."""
+"""Lightning callbacks of the project: the seed's periodic training-loss log line, attention maps."""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 log = logging.getLogger("sortgpt.train")
@@ -129,3 +131,116 @@ class LastCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+class AttentionMaps(L.Callback):
+    """At each validation, draw per-layer x per-head attention heatmaps for a few fixed held-out examples.
+
+    Each example becomes one figure (rows: layers, columns: heads; token labels on both axes, queries down,
+    keys across) logged to TensorBoard with ``add_figure`` under ``attention/example_<i>``; at the end of
+    training the last drawing of each example is also written as ``attention_maps/example_<i>.png`` in the
+    run folder. The weights come from the manual attention path: ``record_attention`` is switched on for
+    this callback's own forward pass only (an sdpa model switches to manual for it and back), so training
+    and validation steps run exactly as without the callback. ``enabled=false`` makes it a no-op.
+    """
+
+    def __init__(self, num_examples: int = 2, enabled: bool = True, dirname: str = "attention_maps") -> None:
+        if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 1:
+            raise ValueError(f"callbacks.attention_maps.num_examples must be a positive integer, "
+                             f"got {num_examples!r}")
+        self.num_examples = num_examples
+        self.enabled = enabled
+        self.dirname = dirname
+        self._figures: dict[str, Any] = {}
+
+    @staticmethod
+    def attention_weights(pl_module: L.LightningModule, inputs: Any) -> tuple[Any, list[Any]]:
+        """Teacher-forced pass of ``inputs`` (B, length): the model input x (B, T) and, per layer, the
+        attention weights (B, n_head, T, T)."""
+        import torch
+
+        gpt = pl_module.model
+        x, _ = pl_module.task.encode(inputs.to(pl_module.device))
+        attns = [block.attn for block in gpt.transformer.h]
+        was_training = gpt.training
+        gpt.eval()
+        try:
+            for attn in attns:
+                attn.record_attention = True  # takes the manual path and keeps .attention
+            with torch.no_grad():
+                gpt(x)
+            weights = [attn.attention.float().cpu() for attn in attns]
+        finally:
+            for attn in attns:
+                attn.record_attention = False
+                attn.attention = None
+            gpt.train(was_training)
+        return x.cpu(), weights
+
+    @staticmethod
+    def draw(tokens: list[int], weights: list[Any], length: int, title: str = "") -> Any:
+        """One matplotlib figure: a grid of heatmaps, layers down, heads across, for one example."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        n_layer, n_head = len(weights), weights[0].size(0)
+        T = len(tokens)
+        # input digits, then the sorted ones the model has been given so far (marked with ')
+        labels = [str(t) for t in tokens[:length]] + [f"{t}'" for t in tokens[length:]]
+        fig, axes = plt.subplots(n_layer, n_head, figsize=(2.2 * n_head + 0.6, 2.2 * n_layer + 0.6),
+                                 squeeze=False)
+        for i in range(n_layer):
+            for h in range(n_head):
+                ax = axes[i][h]
+                ax.imshow(weights[i][h, :T, :T].numpy(), vmin=0.0, vmax=1.0, cmap="viridis")
+                ax.set_xticks(range(T), labels, fontsize=6)
+                ax.set_yticks(range(T), labels, fontsize=6)
+                ax.tick_params(length=0)
+                if i == 0:
+                    ax.set_title(f"head {h}", fontsize=8)
+                if h == 0:
+                    ax.set_ylabel(f"layer {i}\nquery", fontsize=8)
+                if i == n_layer - 1:
+                    ax.set_xlabel("key", fontsize=8)
+        fig.suptitle(title, fontsize=9)
+        fig.tight_layout()
+        return fig
+
+    def _examples(self, pl_module: L.LightningModule) -> Any:
+        """Fixed held-out examples: the first ``num_examples`` of a seeded draw from the test split."""
+        import torch
+
+        gen = torch.Generator().manual_seed(1234)
+        return pl_module.task.sample(self.num_examples, "test", gen)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.enabled or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        import matplotlib.pyplot as plt
+
+        inputs = self._examples(pl_module)
+        x, weights = self.attention_weights(pl_module, inputs)
+        writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        for plt_fig in self._figures.values():
+            plt.close(plt_fig)
+        self._figures = {}
+        for b in range(x.size(0)):
+            tag = f"attention/example_{b}"
+            fig = self.draw(x[b].tolist(), [w[b] for w in weights], pl_module.task.length,
+                            f"input {inputs[b].tolist()} - step {trainer.global_step}")
+            for writer in writers:
+                writer.add_figure(tag, fig, global_step=trainer.global_step, close=False)
+            self._figures[tag] = fig
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._figures or not trainer.is_global_zero:
+            return
+        import matplotlib.pyplot as plt
+
+        out = Path(trainer.default_root_dir) / self.dirname
+        out.mkdir(parents=True, exist_ok=True)
+        for tag, fig in self._figures.items():
+            fig.savefig(out / f"{tag.split('/')[-1]}.png", dpi=100)
+            plt.close(fig)
+        log.info("attention maps written to %s", out)
+        self._figures = {}

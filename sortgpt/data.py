@@ -13,6 +13,8 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
+from sortgpt.ddp import score_loader
+
 SCORE_SPLITS = ("train", "test")  # the order of test_dataloader()'s loaders
 MAX_ENUMERABLE = 10_000_000  # largest input space ``enumerate`` will list
 _HASH_SEED = 0x2545F491  # fixed: the split must be the same in every process and on every machine
@@ -218,11 +220,15 @@ class SortDataModule(L.LightningDataModule):
         # generator differs from the CPU one, so a run resumes exactly on the same kind of device
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         device = device if device.type == "cuda" else torch.device("cpu")
-        data = _TrainBatches(self.task, self.hparams.batch_size, self.hparams.seed, start, device)
+        # under DDP each rank draws its own batches (rank 0 keeps the single-process stream)
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        seed = self.hparams.seed + 1_000_033 * rank
+        data = _TrainBatches(self.task, self.hparams.batch_size, seed, start, device)
         return DataLoader(data, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._eval_inputs("test", self.hparams.val_size, 0))
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(self.eval_inputs(split)) for split in SCORE_SPLITS]
+        # each sequence scored on exactly one rank under DDP, so the "a/b" lines stay exact
+        return [score_loader(self.eval_inputs(split), self.hparams.eval_batch_size) for split in SCORE_SPLITS]

@@ -13,8 +13,10 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from sortgpt import analysis
 from sortgpt.checkpoint import check_compatible, load_checkpoint, resolve_ckpt_path
 from sortgpt.data import SCORE_SPLITS, SortDataModule
+from sortgpt.ddp import check_launch, quiet_other_ranks
 from sortgpt.metrics import format_score
 from sortgpt.module import SortGPTModule
 from sortgpt.utils import instantiate_all, print_config_tree
@@ -93,9 +95,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     The returned dict holds ``val/exact_match`` (best during training), ``train/exact_match`` and
     ``test/exact_match`` (final scores); the sweepers optimise ``cfg.optimized_metric`` of it.
     """
+    check_launch(cfg)
     validate_config(cfg)  # before anything is built or printed: a typo costs no time
     ckpt_path = _resume_checkpoint(cfg)
     _single_console_log()
+    quiet_other_ranks()
     print_config_tree(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -165,6 +169,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     checkpoint = load_checkpoint(ckpt_path)
     check_compatible(checkpoint, ckpt_path, cfg)
     _single_console_log()
+    quiet_other_ranks()
     print_config_tree(cfg)
     model = SortGPTModule.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
 
@@ -180,6 +185,9 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     trainer = build_trainer(cfg, callbacks=[])
     scores = score(trainer, model, datamodule)
     demo(model, datamodule)
+    if trainer.is_global_zero:  # per position, by distinct digits, by family; PNG + TensorBoard
+        analysis.report(model, datamodule.task, trainer.default_root_dir, trainer.loggers,
+                        batch_size=datamodule.hparams.eval_batch_size)
     metrics = {f"{split}/exact_match": a / b for split, (a, b) in scores.items() if b}
     log.info("scores: %s", OmegaConf.to_yaml(OmegaConf.create(metrics)).strip().replace("\n", ", "))
     return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}

@@ -9,6 +9,7 @@ import hydra
 import rich
 import rich.syntax
 import rich.tree
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 CONFIG_ORDER = ("data", "model", "callbacks", "logger", "trainer", "paths")
 
 
+@rank_zero_only
 def print_config_tree(cfg: DictConfig, order: Sequence[str] = CONFIG_ORDER) -> None:
     """Print the resolved config as a rich tree (one branch per group) and record it in the log file."""
     tree = rich.tree.Tree("CONFIG", style="dim", guide_style="dim")

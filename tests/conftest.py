@@ -52,3 +52,31 @@ def tiny_run(tmp_path_factory):
     cfg = compose_cfg("train.yaml", TINY, out)
     metrics, objects = train(cfg)
     return {"cfg": cfg, "metrics": metrics, "out": out, **objects}
+
+
+@pytest.fixture(scope="session")
+def two_job_multirun(tmp_path_factory):
+    """A real two-job multirun (model.n_layer=1,2) through train.py: on the submitit_local launcher when
+    hydra-submitit-launcher is installed (each job in its own process, as on a cluster), else Hydra's
+    basic launcher. Returns (multirun folder, launcher name)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    has_submitit = importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None
+    launcher = "submitit_local" if has_submitit else "basic"
+    out = tmp_path_factory.mktemp("multirun")
+    cmd = [
+        sys.executable, "train.py", "-m", f"hydra/launcher={launcher}", "model.n_layer=1,2",
+        "trainer.max_steps=60", "trainer.val_check_interval=20", "data.length=3", "data.full_eval=true",
+        "data.test_fraction=0.3", "model.d_model=32", "model.n_head=2", "model.dropout=0.0",
+        "model.optimizer.lr=3e-3", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+        "~callbacks.rich_progress_bar", "trainer.enable_model_summary=false",
+        "callbacks.attention_maps.enabled=false", f"paths.log_dir={out}", "task_name=sweep",
+    ]
+    if launcher == "submitit_local":
+        cmd.append("hydra.launcher.timeout_min=10")
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    (sweep,) = (out / "sweep" / "multiruns").iterdir()
+    return sweep, launcher

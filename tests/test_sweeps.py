@@ -53,3 +53,16 @@ def test_optuna_search_maximises_val_exact_match(tmp_path):
     assert "model.optimizer.lr" in result["best_params"]
     jobs = [p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()]
     assert len(jobs) == 2
+
+
+def test_submitit_local_launcher_runs_each_job(two_job_multirun):
+    import pytest
+
+    sweep, launcher = two_job_multirun
+    if launcher != "submitit_local":
+        pytest.skip("hydra-submitit-launcher is not installed (optional extra: pip install -e '.[cluster]')")
+    assert (sweep / ".submitit").is_dir()  # the jobs went through submitit
+    for job in ("0", "1"):
+        log = (sweep / job / "sweep.log").read_text()
+        assert log.count("final score: ") == 2
+        assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
