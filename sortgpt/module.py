@@ -93,7 +93,8 @@ class SortGPTModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         for split, metric in zip(SCORE_SPLITS, self.score_exact_match, strict=True):
-            if metric.update_count == 0:
+            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+            if metric.update_count == 0 and not distributed:  # every rank must join the reduction
                 continue
             value = metric.compute()  # reduced across processes
             self.scores[split] = metric.last_counts
