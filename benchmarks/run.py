@@ -34,7 +34,6 @@ from torch.utils.data import DataLoader, Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-CONFIG_DIR = ROOT / "configs"
 SECTIONS = ("step", "solve", "decode", "efficiency")
 
 # the seed's reference run (configs/experiment/seed_reference.yaml = the defaults)
@@ -55,25 +54,9 @@ def median_ms(times: list[float]) -> float:
 # ------------------------------------------------------------------------------------------ config
 def compose(overrides: list[str], output_dir: Path, config_name: str = "train.yaml"):
     """Compose ``configs/<config_name>`` with ``overrides`` in-process, writing under ``output_dir``."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
+    from sortgpt.utils import compose_config
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
-        cfg = hydra_compose(config_name=config_name, return_hydra_config=True, overrides=overrides)
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(output_dir)
-            cfg.hydra.job.num = 0
-            cfg.hydra.job.name = config_name.removesuffix(".yaml")
-        HydraConfig().set_config(cfg)
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(output_dir)
-            cfg.paths.log_dir = str(output_dir)
-    GlobalHydra.instance().clear()
-    return cfg
+    return compose_config(config_name, overrides, output_dir)
 
 
 @contextlib.contextmanager

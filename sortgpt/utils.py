@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import hydra
 import rich
@@ -37,3 +38,31 @@ def instantiate_all(cfg: DictConfig | None) -> list:
         return []
     return [hydra.utils.instantiate(conf) for conf in cfg.values()
             if isinstance(conf, DictConfig) and "_target_" in conf]
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def compose_config(config_name: str, overrides: list[str], output_dir: str | Path) -> DictConfig:
+    """Compose ``configs/<config_name>`` in-process (no Hydra main), writing under ``output_dir``.
+
+    For tests, benchmarks and notebooks: the result can be passed to ``pipeline.train``/``evaluate``.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose(config_name=config_name, return_hydra_config=True, overrides=overrides)
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(output_dir)
+            cfg.hydra.job.num = 0
+            cfg.hydra.job.name = config_name.removesuffix(".yaml")
+        HydraConfig().set_config(cfg)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+            cfg.paths.log_dir = str(output_dir)
+    GlobalHydra.instance().clear()
+    return cfg

@@ -6,10 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+
+from sortgpt.utils import compose_config
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
@@ -28,19 +27,7 @@ TINY = [
 
 def compose_cfg(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
     """Compose ``configs/<config_name>`` with ``overrides``, writing under ``output_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-        cfg = compose(config_name=config_name, return_hydra_config=True, overrides=overrides)
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(output_dir)
-            cfg.hydra.job.num = 0
-            cfg.hydra.job.name = config_name.removesuffix(".yaml")
-        HydraConfig().set_config(cfg)
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(output_dir)
-            cfg.paths.log_dir = str(output_dir)
-    GlobalHydra.instance().clear()
-    return cfg
+    return compose_config(config_name, overrides, output_dir)
 
 
 @pytest.fixture(scope="session")
