@@ -112,7 +112,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     log.info("Peaking at a training example:")
     log.info("x = %s", x[0].tolist())
     log.info("y = %s", y[0].tolist())
-    log.info("number of parameters: %.2fM", model.model.num_parameters() / 1e6)
     log.info("running on device %s", trainer.strategy.root_device)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -181,7 +180,6 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         if value is not None and key != "_target_":
             data_kwargs[key] = value
     datamodule = SortDataModule(**data_kwargs)
-    log.info("number of parameters: %.2fM", model.model.num_parameters() / 1e6)
     trainer = build_trainer(cfg, callbacks=[])
     scores = score(trainer, model, datamodule)
     demo(model, datamodule)
