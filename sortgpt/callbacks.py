@@ -131,6 +131,8 @@ class LastCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
 class AttentionMaps(L.Callback):
     """At each validation, draw per-layer x per-head attention heatmaps for a few fixed held-out examples.
 

@@ -18,6 +18,8 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, TensorDataset
 
+from sortgpt.validation import ConfigError
+
 # the final scores are logged as values SortExactMatch has already summed over ranks: nothing to sync
 warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed setting.*")
 
@@ -64,7 +66,7 @@ def check_launch(cfg: DictConfig) -> None:
         return
     relaunch, strategy, devices = _relaunches(cfg)
     if relaunch:
-        raise ValueError(MULTIRUN_DDP_MESSAGE.format(strategy=strategy, devices=devices))
+        raise ConfigError(MULTIRUN_DDP_MESSAGE.format(strategy=strategy, devices=devices))
 
 
 def quiet_other_ranks() -> None:
